@@ -1,0 +1,34 @@
+"""VLMixer: unpaired vision-language pre-training via cross-modal CutMix, as a transformers model package.
+
+Importing this package registers the VLMixer classes with the transformers Auto classes, so that
+`AutoConfig`, `AutoModel` and the task Auto classes load VLMixer checkpoints without
+`trust_remote_code`.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
+
+from .configuration_vlmixer import VLMIXER_AUTO_MAP, VLMixerConfig
+from .modeling_vlmixer import (
+    VLMixerForMaskedLM,
+    VLMixerModel,
+    VLMixerPreTrainedModel,
+    VLMixerVisualEmbeddings,
+    box_geometry,
+)
+
+
+AutoConfig.register(VLMixerConfig.model_type, VLMixerConfig, exist_ok=True)
+AutoModel.register(VLMixerConfig, VLMixerModel, exist_ok=True)
+AutoModelForMaskedLM.register(VLMixerConfig, VLMixerForMaskedLM, exist_ok=True)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VLMIXER_AUTO_MAP",
+    "VLMixerConfig",
+    "VLMixerForMaskedLM",
+    "VLMixerModel",
+    "VLMixerPreTrainedModel",
+    "VLMixerVisualEmbeddings",
+    "box_geometry",
+]

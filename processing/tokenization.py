@@ -5,7 +5,10 @@ VLMixer marks every visual slot of a sequence with one placeholder token, `[IMG]
 `[unused0]` (id 1), so a BERT checkpoint keeps its vocabulary size and its text behaviour exactly.
 """
 
-from transformers import BertTokenizer, PreTrainedTokenizerBase
+from collections.abc import Iterable, Iterator
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import BertTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 
 DEFAULT_IMAGE_TOKEN = "[IMG]"
@@ -47,6 +50,86 @@ def add_image_token(
         tokenizer = BertTokenizer(vocab=vocab, **init_kwargs)
     tokenizer.add_special_tokens({"additional_special_tokens": [image_token]})
     return tokenizer, tokenizer.convert_tokens_to_ids(image_token)
+
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", DEFAULT_IMAGE_TOKEN]
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int = 30522,
+    kind: str = "wordpiece",
+    lowercase: bool = True,
+    min_frequency: int = 2,
+    show_progress: bool = False,
+) -> PreTrainedTokenizerFast:
+    """Trains a tokenizer on a text corpus with `tokenizers` and returns it as a transformers tokenizer.
+
+    Both kinds use BERT's special tokens and `[CLS] A [SEP] (B [SEP])` templates, and hold the visual
+    placeholder `[IMG]` as a special token (`tokenizer.convert_tokens_to_ids("[IMG]")` is the id to put in
+    `VLMixerConfig.image_token_id`; `len(tokenizer)` is its `vocab_size`).
+
+    Args:
+        texts: the training corpus, one sentence or paragraph per item (an iterator is consumed once).
+        vocab_size: the target vocabulary size, special tokens included.
+        kind: `"wordpiece"` (BERT normalization and pre-tokenization) or `"bpe"` (byte-level BPE, which
+            never produces an unknown token).
+        lowercase: lower-case the text first (as BERT uncased does).
+        min_frequency: pairs seen fewer times are not merged.
+        show_progress: show the `tokenizers` progress bar.
+    """
+    if kind == "wordpiece":
+        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokenizer.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            show_progress=show_progress,
+        )
+    elif kind == "bpe":
+        tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+        tokenizer.normalizer = normalizers.Sequence(
+            [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+        )
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=show_progress,
+        )
+    else:
+        raise ValueError(f"kind must be 'wordpiece' or 'bpe', got {kind!r}.")
+
+    def non_empty(lines: Iterable[str]) -> Iterator[str]:
+        for line in lines:
+            if line and line.strip():
+                yield line
+
+    tokenizer.train_from_iterator(non_empty(texts), trainer=trainer)
+    if tokenizer.get_vocab_size() <= len(SPECIAL_TOKENS):
+        raise ValueError("The training corpus is empty: train_tokenizer needs at least one non-empty text.")
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        additional_special_tokens=[DEFAULT_IMAGE_TOKEN],
+        model_max_length=512,
+    )
 
 
 def check_image_token(tokenizer: PreTrainedTokenizerBase, image_token: str, image_token_id: int) -> None:

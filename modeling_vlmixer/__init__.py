@@ -5,11 +5,13 @@ Importing this package registers the VLMixer classes with the transformers Auto 
 `trust_remote_code`.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForPreTraining
 
 from .configuration_vlmixer import VLMIXER_AUTO_MAP, VLMixerConfig
 from .modeling_vlmixer import (
     VLMixerForMaskedLM,
+    VLMixerForPreTraining,
+    VLMixerForPreTrainingOutput,
     VLMixerModel,
     VLMixerPreTrainedModel,
     VLMixerVisualEmbeddings,
@@ -20,6 +22,7 @@ from .modeling_vlmixer import (
 AutoConfig.register(VLMixerConfig.model_type, VLMixerConfig, exist_ok=True)
 AutoModel.register(VLMixerConfig, VLMixerModel, exist_ok=True)
 AutoModelForMaskedLM.register(VLMixerConfig, VLMixerForMaskedLM, exist_ok=True)
+AutoModelForPreTraining.register(VLMixerConfig, VLMixerForPreTraining, exist_ok=True)
 
 __version__ = "0.1.0"
 
@@ -27,6 +30,8 @@ __all__ = [
     "VLMIXER_AUTO_MAP",
     "VLMixerConfig",
     "VLMixerForMaskedLM",
+    "VLMixerForPreTraining",
+    "VLMixerForPreTrainingOutput",
     "VLMixerModel",
     "VLMixerPreTrainedModel",
     "VLMixerVisualEmbeddings",

@@ -23,6 +23,7 @@ VLMIXER_AUTO_MAP = {
     "AutoConfig": "configuration_vlmixer.VLMixerConfig",
     "AutoModel": "modeling_vlmixer.VLMixerModel",
     "AutoModelForMaskedLM": "modeling_vlmixer.VLMixerForMaskedLM",
+    "AutoModelForPreTraining": "modeling_vlmixer.VLMixerForPreTraining",
 }
 
 
@@ -52,6 +53,9 @@ class VLMixerConfig(PreTrainedConfig):
         visual_feature_dim (`int`, defaults to 2048): width of the detector region features.
         visual_box_dim (`int`, defaults to 7): width of the box geometry vector
             `(x1, y1, x2, y2, w, h, area)` computed from normalized boxes.
+        contrastive_dim (`int`, defaults to 256): width of the projection of the pooled `[CLS]` state that
+            VALP's contrastive loss compares.
+        contrastive_temperature (`float`, defaults to 0.1): temperature tau of the contrastive loss.
         classifier_dropout (`float`, *optional*): dropout of the task heads (falls back to
             `hidden_dropout_prob`).
         tie_word_embeddings (`bool`, defaults to `True`): tie the MLM decoder to the word embeddings.
@@ -83,6 +87,8 @@ class VLMixerConfig(PreTrainedConfig):
     image_token_id: int = 1
     visual_feature_dim: int = 2048
     visual_box_dim: int = 7
+    contrastive_dim: int = 256
+    contrastive_temperature: float = 0.1
     classifier_dropout: float | int | None = None
     tie_word_embeddings: bool = True
 
@@ -109,6 +115,8 @@ class VLMixerConfig(PreTrainedConfig):
                 f"image_token_id ({self.image_token_id}) must be a token of the vocabulary "
                 f"[0, {self.vocab_size})."
             )
+        if self.contrastive_temperature <= 0:
+            raise ValueError(f"contrastive_temperature must be positive, got {self.contrastive_temperature}.")
         if self.image_token_id == self.pad_token_id:
             raise ValueError(f"image_token_id and pad_token_id must differ, both are {self.image_token_id}.")
 

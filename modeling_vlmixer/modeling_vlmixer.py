@@ -22,6 +22,7 @@ This file is copied to the Hub as remote code: it imports only torch, transforme
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -33,11 +34,12 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, MaskedLMOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.processing_utils import Unpack
-from transformers.utils import TransformersKwargs, logging
+from transformers.utils import ModelOutput, TransformersKwargs, logging
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_vlmixer import VLMixerConfig
+from .losses import contrastive_loss, masked_lm_loss
 
 
 logger = logging.get_logger(__name__)
@@ -594,15 +596,168 @@ class VLMixerForMaskedLM(VLMixerPreTrainedModel):
         )
 
 
+@dataclass
+class VLMixerForPreTrainingOutput(ModelOutput):
+    r"""
+    Output of [`VLMixerForPreTraining`].
+
+    loss (`torch.Tensor` of shape `()`, *optional*):
+        `mlm_loss + contrastive_loss` for a VALP batch, `tag_loss` for a TAVP batch.
+    mlm_loss (`torch.Tensor` of shape `()`, *optional*):
+        Cross-entropy of the predictions on the mixed sentence S^mask against the text T, at the masked
+        positions and at every visual slot.
+    contrastive_loss (`torch.Tensor` of shape `()`, *optional*):
+        In-batch contrastive loss between the T^mask and S^mask views (negatives gathered across processes).
+    tag_loss (`torch.Tensor` of shape `()`, *optional*):
+        Cross-entropy of the masked tag tokens of a TAVP batch.
+    logits (`torch.Tensor` of shape `(batch, seq_len, vocab_size)`):
+        Word-piece scores of the main input (S^mask for VALP, the tags + regions for TAVP).
+    text_embeds, mixed_embeds (`torch.Tensor` of shape `(batch, contrastive_dim)`, *optional*):
+        Contrastive projections of the pooled `[CLS]` states of T^mask and S^mask (before normalization).
+    """
+
+    loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    contrastive_loss: torch.Tensor | None = None
+    tag_loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    text_embeds: torch.Tensor | None = None
+    mixed_embeds: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class VLMixerForPreTraining(VLMixerPreTrainedModel):
+    """VLMixer with its pre-training heads: the MLM head (tied to the word embeddings) and the contrastive
+    projection of the pooled `[CLS]` state.
+
+    A VALP batch gives the mixed sentence S^mask as `input_ids` (with its visual inputs), the aligned masked
+    text T^mask as `text_input_ids` and the MLM targets (the words of T) as `labels`; the two views go
+    through the encoder in one batched pass. A TAVP batch gives tags + regions as `input_ids` and the masked
+    tag targets as `tag_labels`.
+    """
+
+    _tied_weights_keys = {
+        "cls.predictions.decoder.weight": "vlmixer.embeddings.word_embeddings.weight",
+        "cls.predictions.decoder.bias": "cls.predictions.bias",
+    }
+
+    def __init__(self, config: VLMixerConfig):
+        super().__init__(config)
+        self.vlmixer = VLMixerModel(config)
+        self.cls = VLMixerOnlyMLMHead(config)
+        self.contrastive_projection = nn.Linear(config.hidden_size, config.contrastive_dim)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.cls.predictions.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.cls.predictions.decoder = new_embeddings
+        self.cls.predictions.bias = new_embeddings.bias
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        visual_features: torch.Tensor | None = None,
+        visual_boxes: torch.Tensor | None = None,
+        text_input_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        tag_labels: torch.LongTensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> VLMixerForPreTrainingOutput:
+        r"""
+        text_input_ids (`torch.LongTensor` of shape `(batch, seq_len)`, *optional*):
+            VALP: the masked text view T^mask, aligned position by position with `input_ids` (S^mask); it
+            shares `attention_mask`, `token_type_ids` and `position_ids`. Enables the contrastive loss.
+        labels (`torch.LongTensor` of shape `(batch, seq_len)`, *optional*):
+            VALP: the word pieces of T at the masked positions and the visual slots of S, -100 elsewhere.
+        tag_labels (`torch.LongTensor` of shape `(batch, seq_len)`, *optional*):
+            TAVP: the masked tag word pieces, -100 elsewhere.
+        """
+        if text_input_ids is not None and tag_labels is not None:
+            raise ValueError(
+                "A batch is either VALP (text_input_ids, labels) or TAVP (tag_labels), not both."
+            )
+        if text_input_ids is not None and text_input_ids.shape != input_ids.shape:
+            raise ValueError(
+                f"text_input_ids {tuple(text_input_ids.shape)} must be aligned with input_ids "
+                f"{tuple(input_ids.shape)}: cross-modal CutMix keeps len(S) == len(T)."
+            )
+        batch_size = input_ids.shape[0]
+        if text_input_ids is not None:
+            # One encoder pass over both views: S^mask rows first, then T^mask rows (no visual slots).
+            if bool((text_input_ids == self.config.image_token_id).any()):
+                raise ValueError("text_input_ids (T^mask) must not contain visual slots.")
+
+            def twice(tensor):
+                return None if tensor is None else torch.cat([tensor, tensor], dim=0)
+
+            encoder_inputs = {
+                "input_ids": torch.cat([input_ids, text_input_ids], dim=0),
+                "attention_mask": twice(attention_mask),
+                "token_type_ids": twice(token_type_ids),
+                "position_ids": twice(position_ids),
+                "visual_features": twice(visual_features),
+                "visual_boxes": twice(visual_boxes),
+            }
+        else:
+            encoder_inputs = {
+                "input_ids": input_ids,
+                "attention_mask": attention_mask,
+                "token_type_ids": token_type_ids,
+                "position_ids": position_ids,
+                "visual_features": visual_features,
+                "visual_boxes": visual_boxes,
+            }
+        outputs = self.vlmixer(**encoder_inputs, return_dict=True, **kwargs)
+        sequence_output = outputs.last_hidden_state[:batch_size]
+        logits = self.cls(sequence_output)
+
+        mlm = contrastive = tag = text_embeds = mixed_embeds = None
+        if text_input_ids is not None:
+            projected = self.contrastive_projection(outputs.pooler_output)
+            mixed_embeds, text_embeds = projected[:batch_size], projected[batch_size:]
+            contrastive = contrastive_loss(text_embeds, mixed_embeds, self.config.contrastive_temperature)
+        if labels is not None:
+            mlm = masked_lm_loss(logits, labels)
+        if tag_labels is not None:
+            tag = masked_lm_loss(logits, tag_labels)
+        parts = [part for part in (mlm, contrastive, tag) if part is not None]
+        loss = sum(parts) if parts else None
+
+        def first_half(states):
+            return None if states is None else tuple(state[:batch_size] for state in states)
+
+        return VLMixerForPreTrainingOutput(
+            loss=loss,
+            mlm_loss=mlm,
+            contrastive_loss=contrastive,
+            tag_loss=tag,
+            logits=logits,
+            text_embeds=text_embeds,
+            mixed_embeds=mixed_embeds,
+            hidden_states=first_half(outputs.hidden_states),
+            attentions=first_half(outputs.attentions),
+        )
+
+
 # Saving any of these classes copies this file and its siblings and fills `config.auto_map`.
 VLMixerModel.register_for_auto_class("AutoModel")
 VLMixerForMaskedLM.register_for_auto_class("AutoModelForMaskedLM")
+VLMixerForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 
 
 __all__ = [
     "VLMixerPreTrainedModel",
     "VLMixerModel",
     "VLMixerForMaskedLM",
+    "VLMixerForPreTraining",
+    "VLMixerForPreTrainingOutput",
     "VLMixerVisualEmbeddings",
     "box_geometry",
 ]

@@ -77,3 +77,42 @@ def inputs_factory():
 @pytest.fixture
 def tiny_inputs(tiny_config):
     return make_inputs(tiny_config)
+
+
+@pytest.fixture(scope="session")
+def pretraining_world(tmp_path_factory, minilm_path):
+    """A tiny unpaired world on disk: processor (+ gallery from half the images), text corpus, region store
+    (the other half of the images), and a tiny VLMixerForPreTraining checkpoint on the real BERT vocabulary."""
+    import datasets
+    from transformers import AutoTokenizer
+
+    from modeling_vlmixer import VLMixerForPreTraining
+    from processing import PatchGallery, VLMixerProcessor, VLMixerRegionFeatureExtractor, add_image_token
+    from processing.synthetic import make_synthetic_corpus, records_to_region_rows
+
+    root = tmp_path_factory.mktemp("pretraining_world")
+    corpus = make_synthetic_corpus(num_images=40, num_sentences=128, feature_dim=16, seed=0)
+    gallery_records, store_records = corpus.records[:20], corpus.records[20:]
+    tokenizer, image_token_id = add_image_token(AutoTokenizer.from_pretrained(minilm_path))
+    processor = VLMixerProcessor(
+        VLMixerRegionFeatureExtractor(feature_dim=16, max_regions=10),
+        tokenizer,
+        gallery=PatchGallery.build(gallery_records, feature_dtype="float32", show_progress=False),
+        valp_max_length=24,
+        tavp_max_length=24,
+    )
+    processor.save_pretrained(root / "processor")
+    (root / "sentences.txt").write_text("\n".join(corpus.sentences) + "\n")
+    datasets.Dataset.from_dict(records_to_region_rows(store_records)).save_to_disk(str(root / "regions"))
+    config = VLMixerConfig(
+        **{
+            **TINY,
+            "vocab_size": len(tokenizer),
+            "visual_feature_dim": 16,
+            "image_token_id": image_token_id,
+            "hidden_dropout_prob": 0.1,
+        }
+    )
+    torch.manual_seed(0)
+    VLMixerForPreTraining(config).save_pretrained(root / "init")
+    return {"root": root, "corpus": corpus, "processor": processor, "config": config}

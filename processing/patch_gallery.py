@@ -810,6 +810,8 @@ def _write_safetensors(path: str, arrays: Mapping[str, np.ndarray], metadata: Ma
         file.write(header_bytes)
         for name in names:
             array = arrays[name]
+            if array.size == 0:
+                continue  # nothing to write (e.g. no contextual concepts: every image has one concept)
             flat_rows = array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1)
             row_bytes = max(flat_rows.shape[1] * array.dtype.itemsize, 1)
             rows_per_chunk = max(_WRITE_CHUNK_BYTES // row_bytes, 1)

@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
+from transformers.utils import cached_file
 
 from .cross_modal_cutmix import CrossModalCutMix
 from .feature_extraction_vlmixer import RegionFeatures, VLMixerRegionFeatureExtractor
-from .patch_gallery import PatchGallery
+from .patch_gallery import GALLERY_CONFIG_NAME, PatchGallery
 from .tokenization import DEFAULT_IMAGE_TOKEN, check_image_token
 
 
@@ -303,15 +304,40 @@ class VLMixerProcessor(ProcessorMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, gallery: PatchGallery | None = None, **kwargs):
-        """Loads the processor; the gallery is `gallery` if given, else the saved `gallery/` subfolder if any."""
+        """Loads the processor; the gallery is `gallery` if given, else the saved `gallery/` subfolder if any, of
+        the local folder or of the Hub repository (at the same `revision`)."""
         processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         if gallery is None:
-            local = Path(os.fspath(pretrained_model_name_or_path)) / GALLERY_FOLDER
-            if local.is_dir():
-                gallery = PatchGallery.from_pretrained(local)
+            gallery = _load_saved_gallery(pretrained_model_name_or_path, kwargs)
         if gallery is not None:
             processor.set_gallery(gallery)
         return processor
+
+
+def _load_saved_gallery(source, kwargs) -> PatchGallery | None:
+    """The gallery `save_pretrained` wrote next to the processor (`gallery/`), from a folder or a Hub repository;
+    `None` if there is none. A gallery that exists but is broken raises."""
+    subfolder = kwargs.get("subfolder") or ""
+    local = Path(os.fspath(source)) / subfolder / GALLERY_FOLDER
+    if local.is_dir():
+        return PatchGallery.from_pretrained(local)
+    if os.path.isdir(os.fspath(source)):
+        return None
+    folder = f"{subfolder.strip('/')}/{GALLERY_FOLDER}" if subfolder else GALLERY_FOLDER
+    hub_kwargs = {
+        key: kwargs[key] for key in ("cache_dir", "revision", "token", "local_files_only") if kwargs.get(key) is not None
+    }
+    config_file = cached_file(
+        source,
+        GALLERY_CONFIG_NAME,
+        subfolder=folder,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+        **hub_kwargs,
+    )
+    if config_file is None:
+        return None
+    return PatchGallery.from_pretrained(source, subfolder=folder, **hub_kwargs)
 
 
 class _Row:

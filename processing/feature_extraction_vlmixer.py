@@ -35,6 +35,7 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 from transformers.utils import TensorType, logging
 
+
 logger = logging.get_logger(__name__)
 
 __all__ = ["BOX_TOLERANCE_PIXELS", "RegionFeatures", "VLMixerRegionFeatureExtractor"]

@@ -10,6 +10,7 @@ from transformers.feature_extraction_utils import BatchFeature
 
 from processing.feature_extraction_vlmixer import RegionFeatures, VLMixerRegionFeatureExtractor
 
+
 DIM = 6
 
 

@@ -1,8 +1,8 @@
 """The Hub: push, pull, remote code and model cards, against the test Hub server (`tests/hub_server.py`).
 
 The real `huggingface_hub` client runs unchanged, pointed at a Hub-compatible server on 127.0.0.1 (no machine
-here reaches huggingface.co). The model is `VLMixerForMaskedLM` (the pre-training head of issue 4,
-`VLMixerForPreTraining`, does not exist yet).
+here reaches huggingface.co). The model is `VLMixerForPreTraining`, the class a
+pre-training run saves.
 """
 
 import base64
@@ -24,14 +24,14 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, hf_hub_download, snaps
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from transformers import (
     AutoModel,
-    AutoModelForMaskedLM,
+    AutoModelForPreTraining,
     AutoProcessor,
     AutoTokenizer,
     Trainer,
     TrainingArguments,
 )
 
-from modeling_vlmixer import VLMixerConfig, VLMixerForMaskedLM, VLMixerModel
+from modeling_vlmixer import VLMixerConfig, VLMixerForPreTraining, VLMixerModel
 from modeling_vlmixer.hub import push_vlmixer_to_hub
 from modeling_vlmixer.model_card import VLMIXER_CITATION, create_model_card
 from processing import (
@@ -136,12 +136,12 @@ def _tiny_config(processor, **overrides) -> VLMixerConfig:
     return VLMixerConfig(**{**settings, **overrides})
 
 
-def _tiny_model(processor, seed=0) -> VLMixerForMaskedLM:
+def _tiny_model(processor, seed=0) -> VLMixerForPreTraining:
     torch.manual_seed(seed)
-    return VLMixerForMaskedLM(_tiny_config(processor)).eval()
+    return VLMixerForPreTraining(_tiny_config(processor)).eval()
 
 
-def _perturbed(model: VLMixerForMaskedLM, seed: int) -> VLMixerForMaskedLM:
+def _perturbed(model: VLMixerForPreTraining, seed: int) -> VLMixerForPreTraining:
     other = copy.deepcopy(model)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -271,7 +271,7 @@ REMOTE_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import numpy as np, torch
-    from transformers import AutoModel, AutoModelForMaskedLM, AutoProcessor
+    from transformers import AutoModel, AutoModelForPreTraining, AutoProcessor
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
     args = json.loads(sys.argv[1])
@@ -282,9 +282,9 @@ REMOTE_SCRIPT = textwrap.dedent(
     def inputs(prefix):
         return {{k: torch.as_tensor(expected[prefix + k]) for k in keys if prefix + k in expected}}
 
-    mlm = AutoModelForMaskedLM.from_pretrained(repo, trust_remote_code=True).eval()
+    mlm = AutoModelForPreTraining.from_pretrained(repo, trust_remote_code=True).eval()
     encoder = AutoModel.from_pretrained(repo, trust_remote_code=True).eval()
-    old_mlm = AutoModelForMaskedLM.from_pretrained(repo, revision=old, trust_remote_code=True).eval()
+    old_mlm = AutoModelForPreTraining.from_pretrained(repo, revision=old, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(repo, trust_remote_code=True)
     if processor.gallery is None:  # until VLMixerProcessor.from_pretrained reads galleries from the Hub
         PatchGallery = get_class_from_dynamic_module("patch_gallery.PatchGallery", repo)
@@ -294,7 +294,7 @@ REMOTE_SCRIPT = textwrap.dedent(
     assert "modeling_vlmixer" not in sys.modules and "processing" not in sys.modules, "package imported"
     for obj in (mlm, encoder, old_mlm, processor, processor.gallery):
         assert type(obj).__module__.startswith("transformers_modules"), type(obj).__module__
-    assert type(mlm).__name__ == "VLMixerForMaskedLM" and type(encoder).__name__ == "VLMixerModel"
+    assert type(mlm).__name__ == "VLMixerForPreTraining" and type(encoder).__name__ == "VLMixerModel"
 
     cutmix = processor(text={SENTENCES!r}, cutmix=True, seed=5, return_tensors="np")
     records = [RegionFeatures(**r) for r in json.loads(open(args["records"]).read())]
@@ -349,7 +349,7 @@ def test_push_model_processor_gallery_and_card_then_load(hub, processor, records
     assert "pytorch_model.bin" in hub.server.list_files(repo_id)
     model = _perturbed(old_model, seed=1)
     with pytest.raises(ValueError, match="visual_feature_dim"):  # a processor that does not fit is refused
-        wrong = VLMixerForMaskedLM(_tiny_config(processor, visual_feature_dim=FEATURE_DIM + 1))
+        wrong = VLMixerForPreTraining(_tiny_config(processor, visual_feature_dim=FEATURE_DIM + 1))
         push_vlmixer_to_hub(wrong, processor, repo_id)
     new = push_vlmixer_to_hub(model, processor, repo_id, card_kwargs=card_kwargs, commit_message="v2").oid
     assert hub.server.commit_history(repo_id)[0]["title"] == "v2"  # one commit for model, processor and card
@@ -380,7 +380,7 @@ def test_push_model_processor_gallery_and_card_then_load(hub, processor, records
     weights = hub.server.read_file(repo_id, "model.safetensors")
     assert (hashlib.sha256(weights).hexdigest(), len(weights)) in hub.server.lfs_uploads
     config = json.loads(hub.server.read_file(repo_id, "config.json"))
-    assert config["auto_map"]["AutoModelForMaskedLM"] == "modeling_vlmixer.VLMixerForMaskedLM"
+    assert config["auto_map"]["AutoModelForPreTraining"] == "modeling_vlmixer.VLMixerForPreTraining"
 
     # The card, loaded from the server, parses: metadata, model-index, provenance, citation.
     card = ModelCard.load(repo_id)
@@ -448,13 +448,13 @@ def test_push_model_processor_gallery_and_card_then_load(hub, processor, records
     assert "remote code ok" in result.stdout
 
     # 2. With the package imported, no trust_remote_code: the registered classes load the same checkpoint.
-    loaded = AutoModelForMaskedLM.from_pretrained(repo_id).eval()
+    loaded = AutoModelForPreTraining.from_pretrained(repo_id).eval()
     encoder = AutoModel.from_pretrained(repo_id).eval()
-    pinned = AutoModelForMaskedLM.from_pretrained(repo_id, revision=old).eval()  # 3. an older revision
+    pinned = AutoModelForPreTraining.from_pretrained(repo_id, revision=old).eval()  # 3. an older revision
     assert (
-        type(loaded) is VLMixerForMaskedLM
+        type(loaded) is VLMixerForPreTraining
         and type(encoder) is VLMixerModel
-        and type(pinned) is VLMixerForMaskedLM
+        and type(pinned) is VLMixerForPreTraining
     )
     reloaded_processor = AutoProcessor.from_pretrained(repo_id)
     assert type(reloaded_processor) is VLMixerProcessor
@@ -500,7 +500,7 @@ def test_mixin_pushes_and_gallery_helper(hub, processor, records):
     model.push_to_hub(repo_id, commit_message="model")
     assert {"model.safetensors", "config.json", "modeling_vlmixer.py"} <= set(hub.server.list_files(repo_id))
     assert hub.server.is_lfs(repo_id, "model.safetensors")
-    reloaded = AutoModelForMaskedLM.from_pretrained(repo_id)
+    reloaded = AutoModelForPreTraining.from_pretrained(repo_id)
     assert all(
         torch.equal(a, b)
         for a, b in zip(reloaded.state_dict().values(), model.state_dict().values(), strict=True)
@@ -631,7 +631,7 @@ def test_trainer_push_to_hub(hub, processor, tmp_path):
     assert ModelCard.load(repo_id).data.library_name == "transformers"  # Trainer's card
     titles = [c["title"] for c in hub.server.commit_history(repo_id)]
     assert titles[0] == "End of training" and any(t.startswith("Training in progress") for t in titles)
-    pushed = AutoModelForMaskedLM.from_pretrained(repo_id)
+    pushed = AutoModelForPreTraining.from_pretrained(repo_id)
     trained = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
     assert all(torch.equal(pushed.state_dict()[k], v) for k, v in trained.items())
 

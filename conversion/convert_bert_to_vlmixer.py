@@ -154,11 +154,33 @@ def convert_bert_checkpoint(
     config = vlmixer_config_from_bert(
         bert_config, visual_feature_dim=visual_feature_dim, image_token_id=image_token_id
     )
+    model, pooler_state = initialized_vlmixer(config, seed)
+    state_dict, report = convert_state_dict(load_state_dict(bert_path), model, pooler_state)
+    write_converted_checkpoint(output_dir, model, state_dict, tokenizer, report, overwrite)
+    return report
+
+
+def initialized_vlmixer(
+    config: VLMixerConfig, seed: int
+) -> tuple[VLMixerForMaskedLM, dict[str, torch.Tensor]]:
+    """A seeded, freshly initialized `VLMixerForMaskedLM` and pooler state: the values of every key that the
+    source checkpoint does not provide."""
     set_seed(seed)
     model = VLMixerForMaskedLM(config)
     pooler_state = VLMixerModel(config).pooler.state_dict()
-    state_dict, report = convert_state_dict(load_state_dict(bert_path), model, pooler_state)
     config.architectures = ["VLMixerForMaskedLM"]
+    return model, pooler_state
+
+
+def write_converted_checkpoint(
+    output_dir,
+    model: VLMixerForMaskedLM,
+    state_dict: dict,
+    tokenizer,
+    report: ConversionReport,
+    overwrite: bool,
+) -> None:
+    """Writes weights (with remote code), tokenizer and `conversion_report.json` into `output_dir` at once."""
 
     def write(directory: Path) -> None:
         model.save_pretrained(directory, state_dict=state_dict)
@@ -167,7 +189,6 @@ def convert_bert_checkpoint(
         (directory / "conversion_report.json").write_text(json.dumps(report.to_dict(), indent=2))
 
     write_directory_atomically(output_dir, write, overwrite=overwrite)
-    return report
 
 
 def main(argv: list[str] | None = None) -> None:

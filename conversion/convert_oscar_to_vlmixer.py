@@ -25,13 +25,18 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, BertConfig, set_seed
+from transformers import AutoTokenizer, BertConfig
 
-from modeling_vlmixer import VLMixerForMaskedLM, VLMixerModel
+from modeling_vlmixer import VLMixerForMaskedLM
 from processing.tokenization import add_image_token
 
-from .checkpoint_io import ConversionReport, check_output_dir, load_state_dict, write_directory_atomically
-from .convert_bert_to_vlmixer import convert_state_dict, vlmixer_config_from_bert
+from .checkpoint_io import ConversionReport, check_output_dir, load_state_dict
+from .convert_bert_to_vlmixer import (
+    convert_state_dict,
+    initialized_vlmixer,
+    vlmixer_config_from_bert,
+    write_converted_checkpoint,
+)
 
 
 OSCAR_BOX_DIM = 6
@@ -144,21 +149,11 @@ def convert_oscar_checkpoint(
     config = vlmixer_config_from_bert(
         bert_config, visual_feature_dim=visual_feature_dim, image_token_id=image_token_id
     )
-    set_seed(seed)
-    model = VLMixerForMaskedLM(config)
-    pooler_state = VLMixerModel(config).pooler.state_dict()
+    model, pooler_state = initialized_vlmixer(config, seed)
     state_dict, report = convert_oscar_state_dict(
         load_state_dict(checkpoint), model, pooler_state, visual_feature_dim
     )
-    config.architectures = ["VLMixerForMaskedLM"]
-
-    def write(directory: Path) -> None:
-        model.save_pretrained(directory, state_dict=state_dict)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(directory)
-        (directory / "conversion_report.json").write_text(json.dumps(report.to_dict(), indent=2))
-
-    write_directory_atomically(output_dir, write, overwrite=overwrite)
+    write_converted_checkpoint(output_dir, model, state_dict, tokenizer, report, overwrite)
     return report
 
 

@@ -24,6 +24,9 @@ VLMIXER_AUTO_MAP = {
     "AutoModel": "modeling_vlmixer.VLMixerModel",
     "AutoModelForMaskedLM": "modeling_vlmixer.VLMixerForMaskedLM",
     "AutoModelForPreTraining": "modeling_vlmixer.VLMixerForPreTraining",
+    "AutoModelForVisualQuestionAnswering": "modeling_vlmixer.VLMixerForQuestionAnswering",
+    "AutoModelForVisualReasoning": "modeling_vlmixer.VLMixerForVisualReasoning",
+    "AutoModelForImageTextRetrieval": "modeling_vlmixer.VLMixerForImageTextRetrieval",
 }
 
 

@@ -26,12 +26,16 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import CrossEntropyLoss
+from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPooling, MaskedLMOutput
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+)
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, logging
@@ -428,28 +432,37 @@ class VLMixerModel(VLMixerPreTrainedModel):
                 f"visual_features, got {tuple(visual_boxes.shape)}."
             )
         too_many = slots_per_row > num_rows
-        if bool(too_many.any()):
+        inverted = (visual_boxes[..., 2] < visual_boxes[..., 0]) | (
+            visual_boxes[..., 3] < visual_boxes[..., 1]
+        )
+        # All value checks in one reduction, so valid inputs cost a single host synchronization.
+        problems = torch.stack(
+            [
+                too_many.any(),
+                ~torch.isfinite(visual_features).all(),
+                ~torch.isfinite(visual_boxes).all(),
+                ((visual_boxes < 0) | (visual_boxes > 1)).any(),
+                inverted.any(),
+            ]
+        )
+        if not bool(problems.any()):
+            return slots_per_row
+        if bool(problems[0]):
             row = int(too_many.nonzero()[0, 0])
             raise ValueError(
                 f"Sequence {row} of input_ids has {int(slots_per_row[row])} visual slots but visual_features "
                 f"has only {num_rows} rows per sequence: every slot needs one row."
             )
-        if not bool(torch.isfinite(visual_features).all()):
+        if bool(problems[1]):
             raise ValueError("visual_features contains NaN or infinite values.")
-        if not bool(torch.isfinite(visual_boxes).all()):
+        if bool(problems[2]):
             raise ValueError("visual_boxes contains NaN or infinite values.")
-        if bool(((visual_boxes < 0) | (visual_boxes > 1)).any()):
+        if bool(problems[3]):
             raise ValueError(
                 "visual_boxes must be normalized to [0, 1] by the image width and height (x1, y1, x2, y2); "
                 f"got values in [{float(visual_boxes.min()):.4g}, {float(visual_boxes.max()):.4g}]."
             )
-        if bool(
-            (
-                (visual_boxes[..., 2] < visual_boxes[..., 0]) | (visual_boxes[..., 3] < visual_boxes[..., 1])
-            ).any()
-        ):
-            raise ValueError("visual_boxes has inverted boxes: expected x2 >= x1 and y2 >= y1.")
-        return slots_per_row
+        raise ValueError("visual_boxes has inverted boxes: expected x2 >= x1 and y2 >= y1.")
 
     def embed_inputs(
         self,
@@ -468,11 +481,20 @@ class VLMixerModel(VLMixerPreTrainedModel):
             return inputs_embeds
         # Row r of sequence b is used iff r < number of slots of b; used rows in row-major order line up
         # with the slots of `input_ids` in row-major order.
-        row_ids = torch.arange(visual_features.shape[1], device=visual_features.device)
-        used_rows = row_ids[None, :] < slots_per_row[:, None].to(visual_features.device)
-        visual_embeds = self.visual_embeddings(visual_features[used_rows], visual_boxes[used_rows])
-        slot_mask = (input_ids == self.config.image_token_id).unsqueeze(-1)
-        return inputs_embeds.masked_scatter(slot_mask, visual_embeds.to(inputs_embeds.dtype))
+        num_rows = visual_features.shape[1]
+        if bool((slots_per_row == num_rows).all()):
+            features, boxes = visual_features.flatten(0, 1), visual_boxes.flatten(0, 1)
+        else:
+            row_ids = torch.arange(num_rows, device=visual_features.device)
+            used_rows = row_ids[None, :] < slots_per_row[:, None].to(visual_features.device)
+            features, boxes = visual_features[used_rows], visual_boxes[used_rows]
+        visual_embeds = self.visual_embeddings(features, boxes)
+        # index_copy rather than masked_scatter: same result, a much cheaper backward.
+        slot_positions = (input_ids == self.config.image_token_id).flatten().nonzero().squeeze(-1)
+        flat_embeds = inputs_embeds.flatten(0, 1).index_copy(
+            0, slot_positions, visual_embeds.to(inputs_embeds.dtype)
+        )
+        return flat_embeds.view_as(inputs_embeds)
 
     @capture_outputs
     def forward(
@@ -746,10 +768,364 @@ class VLMixerForPreTraining(VLMixerPreTrainedModel):
         )
 
 
+# Pre-training heads a downstream head does not use when it is initialized from a pre-training checkpoint.
+_PRETRAINING_HEAD_KEYS = [r"^cls\.", r"^contrastive_projection\."]
+
+
+class VLMixerClassificationHead(nn.Module):
+    """The downstream MLP of UNITER / VinVL: `Linear(d, 2h) -> GELU -> LayerNorm -> Dropout -> Linear(2h, n)`."""
+
+    def __init__(self, config: VLMixerConfig, input_dim: int, num_labels: int):
+        super().__init__()
+        dropout = config.classifier_dropout
+        self.dense = nn.Linear(input_dim, 2 * config.hidden_size)
+        self.activation = ACT2FN["gelu"]
+        self.LayerNorm = nn.LayerNorm(2 * config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+        self.out_proj = nn.Linear(2 * config.hidden_size, num_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """`(batch, input_dim)` pooled states -> `(batch, num_labels)` logits."""
+        hidden = self.LayerNorm(self.activation(self.dense(pooled)))
+        return self.out_proj(self.dropout(hidden))
+
+
+class VLMixerForQuestionAnswering(VLMixerPreTrainedModel):
+    """VLMixer with a classifier over an answer vocabulary on the pooled `[CLS]` state (VQA v2, GQA).
+
+    `config.problem_type` selects the loss: `"multi_label_classification"` (VQA: soft scores in [0, 1] per
+    answer, binary cross-entropy averaged over the batch and the answers, times `num_labels`, as UNITER, Oscar
+    and VinVL train it) or `"single_label_classification"` (GQA: one answer id, cross-entropy). When unset it
+    is inferred from the labels (float -> multi-label, integer -> single-label) and stored in the config.
+    The answer vocabulary is `config.id2label`.
+    """
+
+    _keys_to_ignore_on_load_unexpected = _PRETRAINING_HEAD_KEYS
+
+    def __init__(self, config: VLMixerConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.vlmixer = VLMixerModel(config)
+        self.classifier = VLMixerClassificationHead(config, config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        visual_features: torch.Tensor | None = None,
+        visual_boxes: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SequenceClassifierOutput:
+        r"""
+        labels (`torch.FloatTensor` of shape `(batch, num_labels)` or `torch.LongTensor` of shape `(batch,)`, *optional*):
+            VQA: the soft score of every answer (0, 0.3, 0.6, 0.9 or 1.0); GQA: the answer id.
+        """
+        outputs = self.vlmixer(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            visual_features=visual_features,
+            visual_boxes=visual_boxes,
+            return_dict=True,
+            **kwargs,
+        )
+        logits = self.classifier(outputs.pooler_output)
+        loss = None
+        if labels is not None:
+            loss = answer_classification_loss(self.config, logits, labels)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+def answer_classification_loss(
+    config: VLMixerConfig, logits: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """Loss of [`VLMixerForQuestionAnswering`] for `config.problem_type` (inferred from `labels` when unset)."""
+    num_labels = logits.shape[-1]
+    if config.problem_type is None:
+        config.problem_type = (
+            "multi_label_classification" if labels.is_floating_point() else "single_label_classification"
+        )
+    if config.problem_type == "multi_label_classification":
+        if tuple(labels.shape) != tuple(logits.shape):
+            raise ValueError(
+                f"labels for multi_label_classification must be soft scores of shape {tuple(logits.shape)} "
+                f"(batch, num_labels), got {tuple(labels.shape)}."
+            )
+        return BCEWithLogitsLoss()(logits.float(), labels.float()) * num_labels
+    if config.problem_type == "single_label_classification":
+        if labels.dim() != 1 or labels.shape[0] != logits.shape[0] or labels.is_floating_point():
+            raise ValueError(
+                f"labels for single_label_classification must be answer ids of shape ({logits.shape[0]},), "
+                f"got {labels.dtype} {tuple(labels.shape)}."
+            )
+        return CrossEntropyLoss()(logits.float(), labels)
+    raise ValueError(
+        f"config.problem_type must be 'multi_label_classification' (VQA) or 'single_label_classification' "
+        f"(GQA), got {config.problem_type!r}."
+    )
+
+
+class VLMixerForVisualReasoning(VLMixerPreTrainedModel):
+    """VLMixer for NLVR2: one sentence, two images. Each (sentence, image) pair is encoded on its own, the two
+    pooled `[CLS]` states are concatenated and an MLP gives 2 logits (`config.id2label`: 0 False, 1 True).
+
+    Every input carries a pair dimension: `input_ids` `(batch, 2, seq_len)`, `visual_features`
+    `(batch, 2, num_rows, visual_feature_dim)`, and so on; row `[b, k]` is the sentence with image `k`.
+    """
+
+    _keys_to_ignore_on_load_unexpected = _PRETRAINING_HEAD_KEYS
+
+    def __init__(self, config: VLMixerConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        if self.num_labels != 2:
+            raise ValueError(f"NLVR2 has 2 classes (False, True); got config.num_labels={config.num_labels}.")
+        self.vlmixer = VLMixerModel(config)
+        self.classifier = VLMixerClassificationHead(config, 2 * config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        visual_features: torch.Tensor | None = None,
+        visual_boxes: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SequenceClassifierOutput:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch, 2, seq_len)`):
+            The sentence with the regions of each of its two images appended.
+        visual_features (`torch.Tensor` of shape `(batch, 2, num_rows, visual_feature_dim)`, *optional*):
+            Region features of the two images; `visual_boxes` likewise `(batch, 2, num_rows, 4)`.
+        labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
+            1 if the sentence is true of the image pair, else 0.
+        """
+        if input_ids is None or input_ids.dim() != 3 or input_ids.shape[1] != 2:
+            shape = None if input_ids is None else tuple(input_ids.shape)
+            raise ValueError(
+                f"input_ids must have shape (batch, 2, seq_len), one row per image; got {shape}."
+            )
+        batch_size = input_ids.shape[0]
+
+        def pairs_as_rows(name: str, tensor: torch.Tensor | None, trailing: int) -> torch.Tensor | None:
+            if tensor is None:
+                return None
+            if tensor.dim() != 2 + trailing or tuple(tensor.shape[:2]) != (batch_size, 2):
+                raise ValueError(
+                    f"{name} must have a pair dimension like input_ids: shape ({batch_size}, 2, ...) with "
+                    f"{2 + trailing} dimensions, got {tuple(tensor.shape)}."
+                )
+            return tensor.flatten(0, 1)
+
+        outputs = self.vlmixer(
+            pairs_as_rows("input_ids", input_ids, 1),
+            attention_mask=pairs_as_rows("attention_mask", attention_mask, 1),
+            token_type_ids=pairs_as_rows("token_type_ids", token_type_ids, 1),
+            position_ids=pairs_as_rows("position_ids", position_ids, 1),
+            visual_features=pairs_as_rows("visual_features", visual_features, 2),
+            visual_boxes=pairs_as_rows("visual_boxes", visual_boxes, 2),
+            return_dict=True,
+            **kwargs,
+        )
+        logits = self.classifier(outputs.pooler_output.reshape(batch_size, 2 * self.config.hidden_size))
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(logits.float(), labels.view(-1))
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+@dataclass
+class VLMixerForImageTextRetrievalOutput(ModelOutput):
+    r"""
+    Output of [`VLMixerForImageTextRetrieval`].
+
+    loss (`torch.Tensor` of shape `()`, *optional*):
+        `matching_loss + contrastive_loss` (the parts that were computed).
+    matching_loss (`torch.Tensor` of shape `()`, *optional*):
+        Binary cross-entropy of the matching scores against `labels` (1 matching pair, 0 not).
+    contrastive_loss (`torch.Tensor` of shape `()`, *optional*):
+        Symmetric in-batch contrastive loss between `text_embeds` and `image_embeds` (row i matches row i).
+    logits (`torch.Tensor` of shape `(batch,)`):
+        Matching score of each joint (text, image) row; higher means a better match.
+    text_embeds, image_embeds (`torch.Tensor` of shape `(batch, contrastive_dim)`, *optional*):
+        L2-normalized embeddings of the text-only and image-only views, for the fast first stage.
+    """
+
+    loss: torch.Tensor | None = None
+    matching_loss: torch.Tensor | None = None
+    contrastive_loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    text_embeds: torch.Tensor | None = None
+    image_embeds: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class VLMixerForImageTextRetrieval(VLMixerPreTrainedModel):
+    """VLMixer for image-text retrieval: a matching head on the pooled `[CLS]` state of the joint sequence
+    (text + appended regions), plus projections of the text-only and image-only (tags + regions) `[CLS]`
+    states into one embedding space for a fast first stage (see `modeling_vlmixer.retrieval`).
+
+    Training batches hold joint rows with `labels` (1 for a matching pair, 0 for a sampled negative) and,
+    optionally, the text-only view (`text_*`) and image-only view (`image_*`) of the positive pairs, which add
+    the contrastive loss that trains the embeddings.
+    """
+
+    _keys_to_ignore_on_load_unexpected = _PRETRAINING_HEAD_KEYS
+
+    def __init__(self, config: VLMixerConfig):
+        super().__init__(config)
+        self.vlmixer = VLMixerModel(config)
+        self.matching_head = nn.Linear(config.hidden_size, 1)
+        self.text_projection = nn.Linear(config.hidden_size, config.contrastive_dim)
+        self.image_projection = nn.Linear(config.hidden_size, config.contrastive_dim)
+        self.post_init()
+
+    def get_text_features(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """`(batch, contrastive_dim)` L2-normalized embeddings of text-only inputs (no visual slots)."""
+        pooled = self.vlmixer(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids
+        ).pooler_output
+        return nn.functional.normalize(self.text_projection(pooled).float(), dim=-1)
+
+    def get_image_features(
+        self,
+        input_ids: torch.LongTensor,
+        visual_features: torch.Tensor,
+        visual_boxes: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """`(batch, contrastive_dim)` L2-normalized embeddings of image-only inputs (tags + regions, as the
+        processor builds them from regions alone)."""
+        pooled = self.vlmixer(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            visual_features=visual_features,
+            visual_boxes=visual_boxes,
+        ).pooler_output
+        return nn.functional.normalize(self.image_projection(pooled).float(), dim=-1)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        visual_features: torch.Tensor | None = None,
+        visual_boxes: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        text_input_ids: torch.LongTensor | None = None,
+        text_attention_mask: torch.Tensor | None = None,
+        image_input_ids: torch.LongTensor | None = None,
+        image_attention_mask: torch.Tensor | None = None,
+        image_token_type_ids: torch.LongTensor | None = None,
+        image_position_ids: torch.LongTensor | None = None,
+        image_visual_features: torch.Tensor | None = None,
+        image_visual_boxes: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> VLMixerForImageTextRetrievalOutput:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch, seq_len)`):
+            Joint rows: a caption with the regions of one image appended.
+        labels (`torch.Tensor` of shape `(batch,)`, *optional*):
+            1 where the caption matches the image, 0 for a negative pair.
+        text_input_ids, text_attention_mask (`torch.Tensor` of shape `(num_pairs, text_len)`, *optional*):
+            Text-only view of the positive pairs.
+        image_input_ids, image_attention_mask, image_token_type_ids, image_position_ids (`(num_pairs, image_len)`),
+        image_visual_features (`(num_pairs, num_rows, visual_feature_dim)`), image_visual_boxes
+        (`(num_pairs, num_rows, 4)`), *optional*:
+            Image-only view (tags + regions) of the positive pairs; row i matches row i of the text view.
+        """
+        outputs = self.vlmixer(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            visual_features=visual_features,
+            visual_boxes=visual_boxes,
+            return_dict=True,
+            **kwargs,
+        )
+        logits = self.matching_head(outputs.pooler_output).squeeze(-1)
+        matching = contrastive = text_embeds = image_embeds = None
+        if labels is not None:
+            if tuple(labels.shape) != tuple(logits.shape):
+                raise ValueError(
+                    f"labels must hold one 0/1 match label per joint row, shape {tuple(logits.shape)}; "
+                    f"got {tuple(labels.shape)}."
+                )
+            matching = BCEWithLogitsLoss()(logits.float(), labels.float())
+        if (text_input_ids is None) != (image_input_ids is None):
+            raise ValueError(
+                "The contrastive loss needs both views: give text_input_ids and image_input_ids."
+            )
+        if text_input_ids is not None:
+            text_embeds = self.get_text_features(text_input_ids, attention_mask=text_attention_mask)
+            image_embeds = self.get_image_features(
+                image_input_ids,
+                image_visual_features,
+                image_visual_boxes,
+                attention_mask=image_attention_mask,
+                token_type_ids=image_token_type_ids,
+                position_ids=image_position_ids,
+            )
+            if text_embeds.shape[0] != image_embeds.shape[0]:
+                raise ValueError(
+                    f"The text view has {text_embeds.shape[0]} rows and the image view {image_embeds.shape[0]}: "
+                    "row i of each must be the same positive pair."
+                )
+            temperature = self.config.contrastive_temperature
+            contrastive = 0.5 * (
+                contrastive_loss(text_embeds, image_embeds, temperature)
+                + contrastive_loss(image_embeds, text_embeds, temperature)
+            )
+        parts = [part for part in (matching, contrastive) if part is not None]
+        return VLMixerForImageTextRetrievalOutput(
+            loss=sum(parts) if parts else None,
+            matching_loss=matching,
+            contrastive_loss=contrastive,
+            logits=logits,
+            text_embeds=text_embeds,
+            image_embeds=image_embeds,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
 # Saving any of these classes copies this file and its siblings and fills `config.auto_map`.
 VLMixerModel.register_for_auto_class("AutoModel")
 VLMixerForMaskedLM.register_for_auto_class("AutoModelForMaskedLM")
 VLMixerForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+VLMixerForQuestionAnswering.register_for_auto_class("AutoModelForVisualQuestionAnswering")
+# transformers has no Auto class for these two tasks; the package defines them (`modeling_vlmixer.auto`), and
+# `register_for_auto_class` only accepts transformers' own, so the name is set directly.
+VLMixerForVisualReasoning._auto_class = "AutoModelForVisualReasoning"
+VLMixerForImageTextRetrieval._auto_class = "AutoModelForImageTextRetrieval"
 
 
 __all__ = [
@@ -758,6 +1134,10 @@ __all__ = [
     "VLMixerForMaskedLM",
     "VLMixerForPreTraining",
     "VLMixerForPreTrainingOutput",
+    "VLMixerForQuestionAnswering",
+    "VLMixerForVisualReasoning",
+    "VLMixerForImageTextRetrieval",
+    "VLMixerForImageTextRetrievalOutput",
     "VLMixerVisualEmbeddings",
     "box_geometry",
 ]

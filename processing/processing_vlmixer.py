@@ -90,8 +90,12 @@ class VLMixerProcessor(ProcessorMixin):
         if gallery is not None:
             self.set_gallery(gallery)
 
-    def set_gallery(self, gallery: PatchGallery) -> None:
-        """Uses `gallery` for cross-modal CutMix; its feature width must match the feature extractor's."""
+    def set_gallery(self, gallery: PatchGallery | None) -> None:
+        """Uses `gallery` for cross-modal CutMix; its feature width must match the feature extractor's. `None`
+        drops the gallery (fine-tuned checkpoints do not need it)."""
+        if gallery is None:
+            self.gallery = self.cutmix = None
+            return
         if gallery.feature_dim != self.feature_extractor.feature_dim:
             raise ValueError(
                 f"The patch gallery holds {gallery.feature_dim}-d features, but the feature extractor (and so "
@@ -239,6 +243,104 @@ class VLMixerProcessor(ProcessorMixin):
     def _tags_from_labels(labels: list[str]) -> str:
         return " ".join(dict.fromkeys(label.strip() for label in labels)) or "none"
 
+    # ---------------------------------------------------------------------------------------------------
+    # Image + text rows from pre-tokenized pieces (retrieval: every caption against every image)
+    # ---------------------------------------------------------------------------------------------------
+
+    def word_pieces(self, text: str | Sequence[str]) -> list[list[int]]:
+        """The word-piece ids of each sentence as the image + text rows hold them: no special tokens, not
+        truncated (`joint_inputs` truncates per pair, as `__call__` does)."""
+        return self._tokenize(self._as_batch(text, "text"))
+
+    def joint_inputs(
+        self,
+        word_ids: Sequence[Sequence[int]],
+        region_features: Sequence[np.ndarray],
+        region_boxes: Sequence[np.ndarray],
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+    ) -> BatchFeature:
+        """Image + text rows `[CLS] text [SEP] [IMG] * num_regions` from pre-tokenized pieces.
+
+        Row `b` pairs the sentence `word_ids[b]` with the regions `region_features[b]` / `region_boxes[b]`; the
+        result equals `self(text=texts, regions=records, max_length=max_length)` when `word_ids` is
+        `self.word_pieces(texts)` and the regions are the feature extractor's output for `records` (the kept
+        rows of `visual_features` / `visual_boxes`, in order), so a caption is tokenized and an image's regions
+        are selected and normalized once however many pairs they take part in. Built with array operations,
+        no per-token Python loop.
+
+        Args:
+            word_ids: `B` lists of word-piece ids (no special tokens), e.g. from `word_pieces`.
+            region_features: `B` arrays `(num_regions_b, feature_dim)`: the selected regions of one image each.
+            region_boxes: `B` arrays `(num_regions_b, 4)`: their boxes, normalized to [0, 1].
+            max_length: the token budget, defaults to `tavp_max_length`; the text is truncated to fit.
+            return_tensors: `"pt"`, `"np"` or `None` (numpy arrays).
+
+        Returns:
+            A `BatchFeature` with `input_ids`, `attention_mask`, `token_type_ids`, `position_ids`
+            `(B, seq_len)` int64, `visual_features` `(B, num_rows, feature_dim)` and `visual_boxes`
+            `(B, num_rows, 4)` float32, `num_rows` the most regions of a row.
+        """
+        batch_size = len(word_ids)
+        if batch_size == 0:
+            raise ValueError("word_ids is empty; expected one list of word-piece ids per row.")
+        if len(region_features) != batch_size or len(region_boxes) != batch_size:
+            raise ValueError(
+                f"Got {batch_size} word_ids rows, {len(region_features)} region_features and "
+                f"{len(region_boxes)} region_boxes; expected one of each per row."
+            )
+        max_length = max_length or self.tavp_max_length
+        feature_dim = self.feature_extractor.feature_dim
+        regions = np.array([len(features) for features in region_features], dtype=np.int64)
+        for index, (features, boxes) in enumerate(zip(region_features, region_boxes, strict=True)):
+            if np.shape(features) != (regions[index], feature_dim) or np.shape(boxes) != (regions[index], 4):
+                raise ValueError(
+                    f"Row {index}: region_features must have shape (num_regions, {feature_dim}) and region_boxes "
+                    f"(num_regions, 4); got {np.shape(features)} and {np.shape(boxes)}."
+                )
+        budget = max_length - regions - 2
+        if bool((budget < 0).any()):
+            index = int(np.flatnonzero(budget < 0)[0])
+            raise ValueError(
+                f"Sequence {index} has {regions[index]} regions, which with its special tokens exceed max_length="
+                f"{max_length}; lower the feature extractor's max_regions or raise max_length."
+            )
+        lengths = np.minimum(np.array([len(words) for words in word_ids], dtype=np.int64), budget)
+        text_length = lengths + 2  # [CLS] words [SEP]
+        total = text_length + regions
+        width = int(total.max())
+        words = np.full((batch_size, width), self.tokenizer.pad_token_id, dtype=np.int64)
+        word_block = _pad_lists(
+            [list(ids[:length]) for ids, length in zip(word_ids, lengths, strict=True)], 0
+        )
+        words[:, 1 : 1 + word_block.shape[1]] = word_block
+
+        column = np.arange(width)[None, :]
+        lengths, text_length, total = lengths[:, None], text_length[:, None], total[:, None]
+        is_region = (column >= text_length) & (column < total)
+        input_ids = np.where(column <= lengths, words, self.tokenizer.pad_token_id)
+        input_ids[:, 0] = self.tokenizer.cls_token_id
+        input_ids = np.where(column == lengths + 1, self.tokenizer.sep_token_id, input_ids)
+        input_ids = np.where(is_region, self.image_token_id, input_ids)
+        # Appended regions are an unordered set placed by their boxes: one shared position.
+        position_ids = np.where(column < text_length, column, np.where(is_region, text_length, 0))
+
+        num_rows = int(regions.max())
+        features = np.zeros((batch_size, num_rows, feature_dim), dtype=np.float32)
+        boxes = np.zeros((batch_size, num_rows, 4), dtype=np.float32)
+        for index, count in enumerate(regions.tolist()):
+            features[index, :count] = region_features[index]
+            boxes[index, :count] = region_boxes[index]
+        data = {
+            "input_ids": input_ids.astype(np.int64),
+            "attention_mask": (column < total).astype(np.int64),
+            "token_type_ids": is_region.astype(np.int64),
+            "position_ids": position_ids.astype(np.int64),
+            "visual_features": features,
+            "visual_boxes": boxes,
+        }
+        return BatchFeature(data, tensor_type=return_tensors)
+
     def _cutmix(self, texts: list[str], max_length: int, seed, return_tensors) -> BatchFeature:
         if self.cutmix is None:
             raise ValueError(
@@ -325,7 +427,9 @@ def _load_saved_gallery(source, kwargs) -> PatchGallery | None:
         return None
     folder = f"{subfolder.strip('/')}/{GALLERY_FOLDER}" if subfolder else GALLERY_FOLDER
     hub_kwargs = {
-        key: kwargs[key] for key in ("cache_dir", "revision", "token", "local_files_only") if kwargs.get(key) is not None
+        key: kwargs[key]
+        for key in ("cache_dir", "revision", "token", "local_files_only")
+        if kwargs.get(key) is not None
     }
     config_file = cached_file(
         source,

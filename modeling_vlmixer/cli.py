@@ -63,6 +63,7 @@ COMMANDS = {
     "convert-features": ("conversion.convert_features_to_region_store", "main"),
     "build-text-corpus": ("processing.text_corpus", "main"),
     "pretrain": ("modeling_vlmixer.pretraining", "main"),
+    "finetune": ("modeling_vlmixer.finetuning", "main"),
 }
 
 

@@ -118,12 +118,18 @@ def load_text_corpus(path: str, streaming: bool = False):
 
 
 def load_region_store(path: str):
-    """The region store as a `datasets` dataset of region rows with an `idx` column."""
+    """The region store (a `RegionStore` folder, or one `datasets` folder of region rows) as a `datasets`
+    dataset of region rows with an `idx` column."""
     import datasets
+
+    from processing.region_store import REGION_STORE_CONFIG_NAME, RegionStore
 
     if not os.path.isdir(path):
         raise ValueError(f"Region store {path} is not a folder written by the region-store readers.")
-    dataset = datasets.load_from_disk(path)
+    if os.path.isfile(os.path.join(path, REGION_STORE_CONFIG_NAME)):
+        dataset = RegionStore.load(path).dataset
+    else:  # a single `datasets` folder of region rows
+        dataset = datasets.load_from_disk(path)
     if "idx" not in dataset.column_names:
         dataset = dataset.add_column("idx", list(range(len(dataset))))
     return dataset

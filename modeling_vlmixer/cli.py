@@ -64,6 +64,7 @@ COMMANDS = {
     "build-text-corpus": ("processing.text_corpus", "main"),
     "pretrain": ("modeling_vlmixer.pretraining", "main"),
     "finetune": ("modeling_vlmixer.finetuning", "main"),
+    "demo": ("modeling_vlmixer.demo", "main"),
 }
 
 

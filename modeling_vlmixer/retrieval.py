@@ -49,7 +49,7 @@ device, with the model in eval mode (its mode is restored after).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,19 +141,15 @@ def encode_texts(
     Returns:
         `(num_texts, contrastive_dim)` float32 L2-normalized embeddings, on the CPU.
     """
-    batch_size = _check_positive("batch_size", batch_size)
-    device = model.device
-    embeddings = []
-    with torch.no_grad():
-        for part in tqdm(
-            list(_batches(len(texts), batch_size)),
-            desc="Encoding texts",
-            unit="batch",
-            disable=not show_progress,
-        ):
-            inputs = _to_device(processor(text=list(texts[part]), return_tensors="pt"), device)
-            embeddings.append(model.get_text_features(**inputs).float().cpu())
-    return torch.cat(embeddings)
+    return _encode(
+        texts,
+        batch_size,
+        show_progress,
+        "Encoding texts",
+        lambda part: model.get_text_features(
+            **_to_device(processor(text=part, return_tensors="pt"), model.device)
+        ),
+    )
 
 
 def encode_images(
@@ -169,18 +165,28 @@ def encode_images(
     Returns:
         `(num_images, contrastive_dim)` float32 L2-normalized embeddings, on the CPU.
     """
+    return _encode(
+        images,
+        batch_size,
+        show_progress,
+        "Encoding images",
+        lambda part: model.get_image_features(
+            **_to_device(processor(regions=part, return_tensors="pt"), model.device)
+        ),
+    )
+
+
+def _encode(
+    items: Sequence, batch_size: int, show_progress: bool, desc: str, embed: Callable[[list], torch.Tensor]
+) -> torch.Tensor:
+    """`embed` applied to consecutive batches of `items` without gradients, concatenated as float32 on the CPU."""
     batch_size = _check_positive("batch_size", batch_size)
-    device = model.device
     embeddings = []
     with torch.no_grad():
         for part in tqdm(
-            list(_batches(len(images), batch_size)),
-            desc="Encoding images",
-            unit="batch",
-            disable=not show_progress,
+            list(_batches(len(items), batch_size)), desc=desc, unit="batch", disable=not show_progress
         ):
-            inputs = _to_device(processor(regions=list(images[part]), return_tensors="pt"), device)
-            embeddings.append(model.get_image_features(**inputs).float().cpu())
+            embeddings.append(embed(list(items[part])).float().cpu())
     return torch.cat(embeddings)
 
 
